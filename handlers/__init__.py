@@ -1,0 +1,1 @@
+"""Tornado handlers: HTTP and WebSocket in, JSON out."""

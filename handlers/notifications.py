@@ -1,0 +1,145 @@
+"""GET /notifications/{user_uuid}: the WebSocket that pushes a user's events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from typing import Any
+
+import tornado.iostream
+import tornado.websocket
+
+from handlers.base import ApiError, AppContext, JsonErrorMixin
+from services.hub import CLOSE_TRY_AGAIN_LATER, Session
+from services.validation import parse_non_negative_id, validate_user_uuid
+from storage.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED_MESSAGE_FRAME = json.dumps(
+    {
+        "type": "error",
+        "error": {
+            "code": "unexpected_message",
+            "message": "this socket only sends notifications; use the REST API to subscribe or publish",
+        },
+    }
+).encode()
+
+
+class WireFrameCache:
+    """Encode a payload as an unmasked, uncompressed WebSocket text frame once for all sockets.
+
+    The hub hands the same bytes object to every socket of an event, so one
+    identity check decides whether the previous encoding can be reused.
+    """
+
+    def __init__(self) -> None:
+        self._payload: bytes | None = None
+        self._wire = b""
+
+    def encode(self, payload: bytes) -> bytes:
+        if payload is not self._payload:
+            length = len(payload)
+            if length < 126:
+                header = struct.pack("!BB", 0x81, length)
+            elif length <= 0xFFFF:
+                header = struct.pack("!BBH", 0x81, 126, length)
+            else:
+                header = struct.pack("!BBQ", 0x81, 127, length)
+            self._payload, self._wire = payload, header + payload
+        return self._wire
+
+
+WIRE_FRAMES = WireFrameCache()
+
+
+class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
+    def initialize(self, context: AppContext) -> None:
+        self.context = context
+        self.session: Session | None = None
+        self.user_uuid = ""
+        self.last_event_id: int | None = None
+        self._closed = False
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Everything that can refuse the socket is checked before the upgrade,
+        # so the client gets an HTTP status and a JSON body.
+        self.user_uuid = validate_user_uuid(args[0])
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(400, "websocket_required", "this endpoint only accepts WebSocket upgrade requests")
+        last_event_id = self.get_query_argument("last_event_id", None)
+        if last_event_id is not None:
+            self.last_event_id = parse_non_negative_id("last_event_id", last_event_id)
+        if self.context.shutting_down:
+            raise ApiError(503, "shutting_down", "the server is shutting down, connect to another instance")
+        if not self.context.hub.connected:
+            raise ApiError(503, "redis_unavailable", "redis is unavailable, try again shortly")
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Allow same-origin pages (Tornado checks those first) and the configured origins."""
+        if origin.rstrip("/").lower() in (allowed.rstrip("/").lower() for allowed in self.context.allowed_origins):
+            return True
+        raise ApiError(403, "origin_not_allowed", f"origin {origin!r} may not open sockets on this server")
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.context.compression else None
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        assert self.ws_connection is not None  # set by the upgrade that called open()
+        stream = self.ws_connection.stream  # type: ignore[attr-defined]
+        stream.max_write_buffer_size = self.context.max_socket_buffer_bytes
+        try:
+            session = await self.context.hub.attach(self, self.user_uuid, self.last_event_id)
+        except StorageUnavailable as error:
+            log.warning("socket of user %s refused, redis unavailable: %s", self.user_uuid, error)
+            self.close_socket(CLOSE_TRY_AGAIN_LATER, "redis unavailable")
+            return
+        if self._closed:
+            self.context.hub.detach(session)
+        else:
+            self.session = session
+
+    def send_frame(self, frame: bytes) -> None:
+        connection = self.ws_connection
+        if connection is None or connection.is_closing():
+            return
+        try:
+            if self.context.compression:
+                connection.write_message(frame)
+            else:
+                connection.stream.write(WIRE_FRAMES.encode(frame))  # type: ignore[attr-defined]
+        except tornado.iostream.StreamBufferFullError:
+            self._close_slow_consumer()
+        except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
+            pass
+
+    def _close_slow_consumer(self) -> None:
+        self.context.hub.slow_consumers_closed += 1
+        log.warning(
+            "closing slow consumer: socket of user %s has over %d bytes unsent",
+            self.user_uuid, self.context.max_socket_buffer_bytes,
+        )
+        # Let the close frame join the full buffer; nothing else is queued after it.
+        connection = self.ws_connection
+        if connection is not None:
+            connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]
+        self.close_socket(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+
+    def close_socket(self, code: int, reason: str) -> None:
+        self._detach()
+        self.close(code, reason)
+
+    def on_message(self, message: str | bytes) -> None:
+        self.send_frame(UNEXPECTED_MESSAGE_FRAME)
+
+    def on_close(self) -> None:
+        self._closed = True
+        self._detach()
+
+    def _detach(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            self.context.hub.detach(session)

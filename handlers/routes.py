@@ -1,0 +1,33 @@
+"""The URL table and the Tornado application."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from handlers.base import AppContext, NotFoundHandler
+from handlers.events import EventsHandler, UserEventsHandler
+from handlers.health import HealthHandler
+from handlers.notifications import NotificationSocket
+from handlers.subscriptions import SubscriptionHandler, UserSubscriptionsHandler
+
+
+def make_application(context: AppContext, ping_interval: float, ping_timeout: float) -> tornado.web.Application:
+    arguments: dict[str, Any] = {"context": context}
+    # Path segments match even when empty or malformed, so validation can name the problem.
+    routes = [
+        (r"/subscriptions/([^/]*)/([^/]*)", SubscriptionHandler, arguments),
+        (r"/subscriptions/([^/]*)", UserSubscriptionsHandler, arguments),
+        (r"/events", EventsHandler, arguments),
+        (r"/events/([^/]*)", UserEventsHandler, arguments),
+        (r"/notifications/([^/]*)", NotificationSocket, arguments),
+        (r"/healthz", HealthHandler, arguments),
+    ]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=arguments,
+        websocket_ping_interval=ping_interval or None,
+        websocket_ping_timeout=ping_timeout or None,
+    )

@@ -1,0 +1,1 @@
+"""Notifier's logic: validation, subscriptions, events and the per-process hub."""

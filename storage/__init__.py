@@ -1,0 +1,1 @@
+"""Redis access: connection, keys, subscriptions, events and the embedded Redis launcher."""
