@@ -124,10 +124,15 @@ def _apply_environment(values: dict[str, dict[str, Any]], environ: Mapping[str, 
         section_name, key = _split_variable(variable[len(ENV_PREFIX):])
         if section_name is None:
             continue
-        try:
-            parsed = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            parsed = raw
+        # Text settings take the value literally, so a prefix like "app:" stays text.
+        default = getattr(SECTIONS[section_name](), key, None)
+        if isinstance(default, str) or raw == "":
+            parsed: Any = raw
+        else:
+            try:
+                parsed = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                parsed = raw
         values.setdefault(section_name, {})[key] = parsed
 
 
