@@ -208,6 +208,11 @@ def _validate(settings: Settings) -> None:
         raise SettingsError(f"setting events.max_age_seconds must be at least 1, got {events.max_age_seconds}")
     if websocket.ping_interval < 0 or websocket.ping_timeout < 0:
         raise SettingsError("settings websocket.ping_interval and websocket.ping_timeout must not be negative")
+    if websocket.ping_interval and websocket.ping_timeout > websocket.ping_interval:
+        raise SettingsError(
+            f"setting websocket.ping_timeout ({websocket.ping_timeout}) must not exceed "
+            f"websocket.ping_interval ({websocket.ping_interval})"
+        )
     if websocket.max_buffer_bytes < 1024:
         raise SettingsError(f"setting websocket.max_buffer_bytes must be at least 1024, got {websocket.max_buffer_bytes}")
     for origin in websocket.allowed_origins:

@@ -132,6 +132,10 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         self._detach()
         self.close(code, reason)
 
+    def is_closing(self) -> bool:
+        connection = self.ws_connection
+        return connection is None or connection.is_closing()
+
     def on_message(self, message: str | bytes) -> None:
         self.send_frame(UNEXPECTED_MESSAGE_FRAME)
 

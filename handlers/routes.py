@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import tornado.web
+
+access_log = logging.getLogger("tornado.access")
 
 from handlers.base import AppContext, NotFoundHandler
 from handlers.events import EventsHandler, UserEventsHandler
@@ -30,4 +33,19 @@ def make_application(context: AppContext, ping_interval: float, ping_timeout: fl
         default_handler_args=arguments,
         websocket_ping_interval=ping_interval or None,
         websocket_ping_timeout=ping_timeout or None,
+        log_function=log_request,
+    )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Log each request; only a 500 is an error, since 503 means Redis is away, which the hub reports."""
+    status = handler.get_status()
+    if status < 400:
+        level = logging.INFO
+    elif status == 500:
+        level = logging.ERROR
+    else:
+        level = logging.WARNING
+    access_log.log(
+        level, "%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time()
     )

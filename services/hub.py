@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 CONFIRMATION_TIMEOUT = 2.0
 RECONNECT_DELAY_MIN = 0.1
 RECONNECT_DELAY_MAX = 5.0
+# Seconds between sweeps that detach sockets Tornado is closing. A socket whose
+# ping timed out waits up to 5 s for the peer's close frame before Tornado
+# reports it closed; the sweep stops routing to it sooner.
+SWEEP_INTERVAL = 1.0
 
 # Close codes sent to sockets (RFC 6455 section 7.4.1).
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -50,6 +54,9 @@ class Socket(Protocol):
 
     def close_socket(self, code: int, reason: str) -> None:
         """Close the socket with a WebSocket close code and reason."""
+
+    def is_closing(self) -> bool:
+        """Whether the socket was closed or is closing, for example after a ping timed out."""
 
 
 class Session:
@@ -115,6 +122,8 @@ class Hub:
         # Highest event id dispatched; None until the first connection reads it from Redis.
         self._watermark: int | None = None
         self._connected = asyncio.Event()
+        self._outage_started: float | None = None
+        self._reconnect_delay = RECONNECT_DELAY_MIN
         self._run_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.slow_consumers_closed = 0
@@ -132,6 +141,7 @@ class Hub:
     async def start(self, timeout: float = 10.0) -> None:
         """Start the reconnect loop and wait until the PubSub connection is ready."""
         self._run_task = asyncio.create_task(self._run(), name="hub")
+        self._spawn(self._sweep_closing_sockets())
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def stop(self) -> None:
@@ -147,8 +157,6 @@ class Hub:
         await self._close_pubsub()
 
     async def _run(self) -> None:
-        delay = RECONNECT_DELAY_MIN
-        outage_started: float | None = None
         while True:
             try:
                 await self._serve_connection()
@@ -156,19 +164,21 @@ class Hub:
                 self._connected.clear()
                 self._release_confirmations()
                 await self._close_pubsub()
-                if outage_started is None:
-                    outage_started = time.monotonic()
+                if self._outage_started is None:
+                    self._outage_started = time.monotonic()
                     if isinstance(error, UNAVAILABLE_ERRORS + (StorageUnavailable, asyncio.TimeoutError)):
                         log.warning("redis pubsub lost, reconnecting with backoff: %s", error)
                     else:
                         log.exception("hub failed unexpectedly, reconnecting with backoff")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RECONNECT_DELAY_MAX)
-                continue
-            if outage_started is not None:
-                log.info("redis pubsub recovered after %.1f s", time.monotonic() - outage_started)
-            outage_started = None
-            delay = RECONNECT_DELAY_MIN
+                await asyncio.sleep(self._reconnect_delay)
+                self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_DELAY_MAX)
+
+    def _on_connected(self) -> None:
+        self._connected.set()
+        self._reconnect_delay = RECONNECT_DELAY_MIN
+        if self._outage_started is not None:
+            log.info("redis pubsub recovered after %.1f s", time.monotonic() - self._outage_started)
+            self._outage_started = None
 
     async def _serve_connection(self) -> None:
         """Subscribe every needed channel, catch up from history, then read until the connection fails."""
@@ -182,7 +192,7 @@ class Hub:
         try:
             await self._wait_first(reader, asyncio.gather(*waiters), CONFIRMATION_TIMEOUT * 2)
             await self._catch_up()
-            self._connected.set()
+            self._on_connected()
             await reader
         finally:
             reader.cancel()
@@ -318,11 +328,16 @@ class Hub:
         return session
 
     async def _replay(self, session: Session, last_event_id: int) -> None:
-        source = await self._events.replay_source(sorted(session.event_types), last_event_id)
+        event_types = sorted(session.event_types)
+        source = await self._events.replay_source(event_types, last_event_id)
+        history_lost = last_event_id > source.last_id
+        if history_lost:
+            # Redis lost events this client saw; ids restarted below its position.
+            source = await self._events.replay_source(event_types, 0)
         cutoff = retention_cutoff(self._max_age_seconds)
         events = [event for event in source.events if event.created_at >= cutoff]
         gap = (
-            last_event_id > source.last_id
+            history_lost
             or source.highest_trimmed_id > last_event_id
             or len(events) < len(source.events)
         )
@@ -330,11 +345,10 @@ class Hub:
         session.socket.send_frame(welcome_frame(session.user_uuid, session.event_types, source.last_id))
         if gap:
             session.socket.send_frame(gap_frame(last_event_id, events[0].id if events else None))
-        session.last_id = last_event_id if last_event_id <= source.last_id else 0
         for event in events:
-            if event.id > session.last_id:
-                session.last_id = event.id
-                session.socket.send_frame(event_frame(event.json))
+            session.last_id = event.id
+            session.socket.send_frame(event_frame(event.json))
+        # Every event up to the newest id is now either sent or gone from history.
         session.last_id = max(session.last_id, source.last_id)
 
     def detach(self, session: Session) -> None:
@@ -345,6 +359,14 @@ class Hub:
                 del self.sessions_by_user[session.user_uuid]
         for event_type in list(session.event_types):
             self._unroute(session, event_type)
+
+    async def _sweep_closing_sockets(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            for sessions in list(self.sessions_by_user.values()):
+                for session in list(sessions):
+                    if session.socket.is_closing():
+                        self.detach(session)
 
     def close_all(self, code: int, reason: str) -> None:
         for sessions in list(self.sessions_by_user.values()):

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from storage.embedded import EmbeddedRedis
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +41,12 @@ def key_prefix(redis_url: str) -> Iterator[str]:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop, kill and restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()

@@ -118,3 +118,18 @@ class Socket:
 
     def close(self) -> None:
         self.connection.close()
+
+
+async def wait_until(condition: Any, timeout: float = 5.0, interval: float = 0.02, message: str = "") -> None:
+    """Poll an (async or plain) condition until it is true; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s: {message or condition}")
+        await asyncio.sleep(interval)

@@ -74,7 +74,12 @@ async def test_process_serves_user_session_on_embedded_redis(tmp_path):
         )
         frame = json.loads(await asyncio.wait_for(socket_connection.read_message(), 5))
         history = json.loads((await http.fetch(f"{base}/events/{USER}")).body)
-        socket_connection.close()
+
+        # SIGTERM closes the open socket with 1001, then the process exits 0.
+        process.send_signal(signal.SIGTERM)
+        while await asyncio.wait_for(socket_connection.read_message(), 10) is not None:
+            pass
+        close = (socket_connection.close_code, socket_connection.close_reason)
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
@@ -86,6 +91,7 @@ async def test_process_serves_user_session_on_embedded_redis(tmp_path):
     event = json.loads(published.body)
     assert frame == {"type": "event", "event": event}
     assert history["events"] == [event]
+    assert close == (1001, "server shutting down")
     assert process.returncode == 0
     assert f"listening on http://127.0.0.1:{port}" in stderr
     assert "embedded redis" in stderr
