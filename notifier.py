@@ -76,7 +76,7 @@ class Notifier:
         # and answers 503 until Redis is back.
         try:
             await self.hub.start(timeout=HUB_START_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("redis not reachable at start-up, serving 503 until it is")
 
         application = make_application(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -147,9 +149,10 @@ def _split_variable(name: str) -> tuple[str | None, str]:
 
 def _build_section(section_name: str, section_type: type, values: dict[str, Any]) -> Any:
     defaults = section_type()
+    field_names = {field.name for field in dataclasses.fields(section_type)}
     converted = {}
     for key, value in values.items():
-        if key not in section_type.__dataclass_fields__:
+        if key not in field_names:
             raise SettingsError(f"unknown setting {section_name}.{key}")
         converted[key] = _convert(f"{section_name}.{key}", getattr(defaults, key), value)
     return section_type(**converted)
@@ -185,41 +188,62 @@ def _convert(key: str, default: Any, value: Any) -> Any:
 
 
 def _validate(settings: Settings) -> None:
-    server, redis, events, websocket = (
-        settings.server, settings.redis, settings.events, settings.websocket,
-    )
-    if not 0 <= server.port <= 65535:
-        raise SettingsError(f"setting server.port must be 0 to 65535, got {server.port}")
-    if not server.host:
-        raise SettingsError("setting server.host must not be empty")
-    if server.max_body_bytes < 1024:
-        raise SettingsError(f"setting server.max_body_bytes must be at least 1024, got {server.max_body_bytes}")
-    if server.shutdown_timeout <= 0:
-        raise SettingsError(f"setting server.shutdown_timeout must be positive, got {server.shutdown_timeout}")
-    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"setting redis.url must start with redis://, rediss:// or unix://, got {hide_password(redis.url)!r}")
-    if not redis.url and not redis.data_dir:
-        raise SettingsError("setting redis.data_dir must not be empty when redis.url is empty")
-    if not redis.key_prefix or any(character in redis.key_prefix for character in "*?[] \n"):
-        raise SettingsError(f"setting redis.key_prefix must be non-empty without spaces or glob characters, got {redis.key_prefix!r}")
-    if events.history_size < 1:
-        raise SettingsError(f"setting events.history_size must be at least 1, got {events.history_size}")
-    if events.max_age_seconds < 1:
-        raise SettingsError(f"setting events.max_age_seconds must be at least 1, got {events.max_age_seconds}")
-    if websocket.ping_interval < 0 or websocket.ping_timeout < 0:
-        raise SettingsError("settings websocket.ping_interval and websocket.ping_timeout must not be negative")
-    if websocket.ping_interval and websocket.ping_timeout > websocket.ping_interval:
-        raise SettingsError(
+    server, redis, events, websocket = settings.server, settings.redis, settings.events, settings.websocket
+    checks = [
+        (0 <= server.port <= 65535, f"setting server.port must be 0 to 65535, got {server.port}"),
+        (bool(server.host), "setting server.host must not be empty"),
+        (
+            server.max_body_bytes >= 1024,
+            f"setting server.max_body_bytes must be at least 1024, got {server.max_body_bytes}",
+        ),
+        (
+            server.shutdown_timeout > 0,
+            f"setting server.shutdown_timeout must be positive, got {server.shutdown_timeout}",
+        ),
+        (
+            not redis.url or redis.url.startswith(("redis://", "rediss://", "unix://")),
+            f"setting redis.url must start with redis://, rediss:// or unix://, got {hide_password(redis.url)!r}",
+        ),
+        (
+            bool(redis.url or redis.data_dir),
+            "setting redis.data_dir must not be empty when redis.url is empty",
+        ),
+        (
+            bool(redis.key_prefix) and not any(character in redis.key_prefix for character in "*?[] \n"),
+            f"setting redis.key_prefix must be non-empty, without spaces or glob characters, "
+            f"got {redis.key_prefix!r}",
+        ),
+        (events.history_size >= 1, f"setting events.history_size must be at least 1, got {events.history_size}"),
+        (
+            events.max_age_seconds >= 1,
+            f"setting events.max_age_seconds must be at least 1, got {events.max_age_seconds}",
+        ),
+        (
+            websocket.ping_interval >= 0 and websocket.ping_timeout >= 0,
+            "settings websocket.ping_interval and websocket.ping_timeout must not be negative",
+        ),
+        (
+            not websocket.ping_interval or websocket.ping_timeout <= websocket.ping_interval,
             f"setting websocket.ping_timeout ({websocket.ping_timeout}) must not exceed "
-            f"websocket.ping_interval ({websocket.ping_interval})"
-        )
-    if websocket.max_buffer_bytes < 1024:
-        raise SettingsError(f"setting websocket.max_buffer_bytes must be at least 1024, got {websocket.max_buffer_bytes}")
+            f"websocket.ping_interval ({websocket.ping_interval})",
+        ),
+        (
+            websocket.max_buffer_bytes >= 1024,
+            f"setting websocket.max_buffer_bytes must be at least 1024, got {websocket.max_buffer_bytes}",
+        ),
+        (
+            settings.logging.level.upper() in LOG_LEVELS,
+            f"setting logging.level must be one of {', '.join(LOG_LEVELS)}, got {settings.logging.level!r}",
+        ),
+    ]
     for origin in websocket.allowed_origins:
-        if not origin.startswith(("http://", "https://")):
-            raise SettingsError(f"setting websocket.allowed_origins must hold http(s)://host[:port] origins, got {origin!r}")
-    if settings.logging.level.upper() not in LOG_LEVELS:
-        raise SettingsError(f"setting logging.level must be one of {', '.join(LOG_LEVELS)}, got {settings.logging.level!r}")
+        checks.append((
+            origin.startswith(("http://", "https://")),
+            f"setting websocket.allowed_origins must hold http(s)://host[:port] origins, got {origin!r}",
+        ))
+    for passed, message in checks:
+        if not passed:
+            raise SettingsError(message)
 
 
 def hide_password(url: str) -> str:

@@ -13,4 +13,6 @@ class HealthHandler(BaseHandler):
         await self.context.events.ping()
         if not hub.connected:
             raise ApiError(503, "redis_unavailable", "the hub's redis pubsub connection is down")
-        self.write_json({"status": "ok", "sockets": hub.socket_count, "slow_consumers_closed": hub.slow_consumers_closed})
+        self.write_json(
+            {"status": "ok", "sockets": hub.socket_count, "slow_consumers_closed": hub.slow_consumers_closed}
+        )

@@ -88,9 +88,9 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         return {} if self.context.compression else None
 
     async def open(self, *args: Any, **kwargs: Any) -> None:
-        assert self.ws_connection is not None  # set by the upgrade that called open()
-        stream = self.ws_connection.stream  # type: ignore[attr-defined]
-        stream.max_write_buffer_size = self.context.max_socket_buffer_bytes
+        stream = self._stream()
+        if stream is not None:
+            stream.max_write_buffer_size = self.context.max_socket_buffer_bytes
         try:
             session = await self.context.hub.attach(self, self.user_uuid, self.last_event_id)
         except StorageUnavailable as error:
@@ -107,10 +107,11 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         if connection is None or connection.is_closing():
             return
         try:
-            if self.context.compression:
+            stream = self._stream()
+            if self.context.compression or stream is None:
                 connection.write_message(frame)
             else:
-                connection.stream.write(WIRE_FRAMES.encode(frame))  # type: ignore[attr-defined]
+                stream.write(WIRE_FRAMES.encode(frame))
         except tornado.iostream.StreamBufferFullError:
             self._close_slow_consumer()
         except (tornado.iostream.StreamClosedError, tornado.websocket.WebSocketClosedError):
@@ -123,10 +124,14 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
             self.user_uuid, self.context.max_socket_buffer_bytes,
         )
         # Let the close frame join the full buffer; nothing else is queued after it.
-        connection = self.ws_connection
-        if connection is not None:
-            connection.stream.max_write_buffer_size = None  # type: ignore[attr-defined]
+        stream = self._stream()
+        if stream is not None:
+            stream.max_write_buffer_size = None
         self.close_socket(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+
+    def _stream(self) -> tornado.iostream.IOStream | None:
+        """The TCP stream under the socket; the hot path writes prebuilt frames to it directly."""
+        return getattr(self.ws_connection, "stream", None)
 
     def close_socket(self, code: int, reason: str) -> None:
         self._detach()

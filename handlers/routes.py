@@ -7,13 +7,13 @@ from typing import Any
 
 import tornado.web
 
-access_log = logging.getLogger("tornado.access")
-
 from handlers.base import AppContext, NotFoundHandler
 from handlers.events import EventsHandler, UserEventsHandler
 from handlers.health import HealthHandler
 from handlers.notifications import NotificationSocket
 from handlers.subscriptions import SubscriptionHandler, UserSubscriptionsHandler
+
+access_log = logging.getLogger("tornado.access")
 
 
 def make_application(context: AppContext, ping_interval: float, ping_timeout: float) -> tornado.web.Application:

@@ -209,7 +209,7 @@ class Hub:
             raise ConnectionError("pubsub reader stopped")
         if work_task not in done:
             work_task.cancel()
-            raise asyncio.TimeoutError("redis did not confirm the subscriptions")
+            raise TimeoutError("redis did not confirm the subscriptions")
         work_task.result()
 
     async def _close_pubsub(self) -> None:

@@ -100,7 +100,9 @@ def parse_positive_id(name: str, value: str) -> int:
 def parse_non_negative_id(name: str, value: str) -> int:
     """Parse an event id query argument that may be 0; raise InvalidInput otherwise."""
     if not value.isascii() or not value.isdigit():
-        raise InvalidInput("invalid_query", f"query argument {name!r} must be a whole number of 0 or more, got {value!r}")
+        raise InvalidInput(
+            "invalid_query", f"query argument {name!r} must be a whole number of 0 or more, got {value!r}"
+        )
     return int(value)
 
 

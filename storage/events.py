@@ -181,7 +181,7 @@ def _merge(
     """Merge per-type (member, score) rows, each already sorted, into one list by id."""
     streams = [
         [StoredEvent(int(score), event_type, member) for member, score in rows]
-        for event_type, rows in zip(event_types, results)
+        for event_type, rows in zip(event_types, results, strict=True)
     ]
     if newest_first:
         return list(heapq.merge(*streams, key=lambda event: -event.id))

@@ -29,4 +29,4 @@ class SubscriptionStore:
     async def event_types(self, user_uuid: str) -> list[str]:
         """Return the user's event types, sorted."""
         members = await self._redis.smembers(self._keys.subscriptions(user_uuid))
-        return sorted(member.decode() for member in members)
+        return sorted(member.decode() if isinstance(member, bytes) else member for member in members)

@@ -27,7 +27,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 import websockets
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -353,7 +352,7 @@ class Chaos:
             received = state.received
             lost += len(expected - set(received))
             duplicated += len(received) - len(set(received))
-            out_of_order += sum(1 for before, after in zip(received, received[1:]) if after <= before)
+            out_of_order += sum(1 for before, after in zip(received, received[1:], strict=False) if after <= before)
             unexpected += len(set(received) - expected)
         return ChaosReport(
             accepted=len(self.accepted),

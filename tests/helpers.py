@@ -104,7 +104,7 @@ class Socket:
         """Fail if a frame arrives within `timeout` seconds."""
         try:
             frame = await self.next_frame(timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return
         raise AssertionError(f"unexpected frame {frame}")
 
