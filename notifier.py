@@ -72,8 +72,8 @@ class Notifier:
             compression=settings.websocket.compression,
         )
 
-        # The hub retries on its own while Redis is away; the server starts anyway
-        # and answers 503 until Redis is back.
+        # The hub retries on its own while Redis is away, so the server starts
+        # anyway and responds with 503 until Redis is back.
         try:
             await self.hub.start(timeout=HUB_START_TIMEOUT)
         except TimeoutError:

@@ -40,7 +40,7 @@ class ApiError(Exception):
 
 @dataclass
 class AppContext:
-    """What every handler is given: the services and the limits of the HTTP layer."""
+    """Services and HTTP limits shared by every handler."""
 
     hub: Hub
     subscriptions: SubscriptionService
@@ -54,7 +54,7 @@ class AppContext:
 
 
 def to_api_error(error: BaseException | None, status: int) -> ApiError:
-    """Map any exception a handler let through to the error the client sees."""
+    """Map any exception a handler let through to the error sent to the client."""
     if isinstance(error, ApiError):
         return error
     if isinstance(error, InvalidInput):
@@ -90,8 +90,8 @@ class JsonErrorMixin(tornado.web.RequestHandler):
         value: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # A client's bad request is its own fault and an outage is logged by the
-        # hub once; only an unexpected exception is a bug worth a traceback.
+        # A bad request is the client's fault, and the hub logs an outage once.
+        # Only an unexpected exception is a bug worth a traceback.
         if isinstance(value, (ApiError, ServiceError, tornado.web.HTTPError)):
             log.debug("%s: %s", self._request_summary(), value)
         elif isinstance(value, StorageUnavailable):
@@ -135,7 +135,7 @@ class BaseHandler(JsonErrorMixin):
 
 
 class NotFoundHandler(BaseHandler):
-    """Answer every unknown path with a JSON 404."""
+    """Reject every unknown path with a JSON 404."""
 
     def prepare(self) -> None:
         super().prepare()

@@ -1,4 +1,4 @@
-"""GET /healthz, for load balancers: 200 only while Redis answers and the hub is subscribed."""
+"""GET /healthz, for load balancers: 200 only while Redis responds and the hub's PubSub connection is up."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         try:
             session = await self.context.hub.attach(self, self.user_uuid, self.last_event_id)
         except StorageUnavailable as error:
-            log.warning("socket of user %s refused, redis unavailable: %s", self.user_uuid, error)
+            log.warning("closing socket of user %s, redis unavailable: %s", self.user_uuid, error)
             self.close_socket(CLOSE_TRY_AGAIN_LATER, "redis unavailable")
             return
         if self._closed:
@@ -130,7 +130,10 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         self.close_socket(CLOSE_TRY_AGAIN_LATER, "slow consumer")
 
     def _stream(self) -> tornado.iostream.IOStream | None:
-        """The TCP stream under the socket; the hot path writes prebuilt frames to it directly."""
+        """Return the TCP stream under the socket, or None before the upgrade.
+
+        The hot path writes prebuilt frames to it directly.
+        """
         return getattr(self.ws_connection, "stream", None)
 
     def close_socket(self, code: int, reason: str) -> None:

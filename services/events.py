@@ -62,5 +62,5 @@ class EventService:
         return EventPage(events, considered[-1].id if considered else after)
 
     async def ping(self) -> None:
-        """Raise StorageUnavailable unless Redis answers."""
+        """Raise StorageUnavailable unless Redis responds to PING."""
         await self._store.ping()

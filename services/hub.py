@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 CONFIRMATION_TIMEOUT = 2.0
 RECONNECT_DELAY_MIN = 0.1
 RECONNECT_DELAY_MAX = 5.0
-# Seconds between sweeps that detach sockets Tornado is closing. A socket whose
-# ping timed out waits up to 5 s for the peer's close frame before Tornado
-# reports it closed; the sweep stops routing to it sooner.
+# Seconds between sweeps that detach sockets Tornado is closing. Tornado waits
+# up to 5 s for a dead peer's close frame before it reports the socket closed,
+# so without the sweep the hub would route to it that much longer.
 SWEEP_INTERVAL = 1.0
 
 # Close codes sent to sockets (RFC 6455 section 7.4.1).
@@ -47,7 +47,7 @@ EVENT_FRAME_HEAD = b'{"type":"event","event":'
 
 
 class Socket(Protocol):
-    """What the hub needs of an open WebSocket."""
+    """Interface the hub needs of an open WebSocket."""
 
     def send_frame(self, frame: bytes) -> None:
         """Queue one text frame; the socket closes itself if its buffer is over the limit."""
@@ -56,7 +56,7 @@ class Socket(Protocol):
         """Close the socket with a WebSocket close code and reason."""
 
     def is_closing(self) -> bool:
-        """Whether the socket was closed or is closing, for example after a ping timed out."""
+        """Return whether the socket is closed or closing, for example after a ping timed out."""
 
 
 class Session:

@@ -13,8 +13,8 @@ from storage.subscriptions import SubscriptionStore
 
 log = logging.getLogger(__name__)
 
-# Seconds to wait for the other instances to apply a change. One that does not
-# answer in time is hung or gone, and its sockets with it.
+# Seconds to wait for the other instances to apply a change. An instance that
+# does not acknowledge in time is hung or gone, and its sockets with it.
 PROPAGATION_TIMEOUT = 2.0
 
 

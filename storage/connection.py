@@ -6,8 +6,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-# One quick retry lets a command that picked a pooled connection broken by a
-# Redis restart go through on a fresh one; a longer outage fails fast with 503.
+# One quick retry lets a command go through on a fresh connection when the
+# pooled one was broken by a Redis restart. A longer outage fails fast with 503.
 COMMAND_RETRY = Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1)
 
 

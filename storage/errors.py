@@ -14,7 +14,7 @@ UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.Timeout
 
 
 class StorageUnavailable(Exception):
-    """Redis did not answer, so the operation may not have happened."""
+    """Redis did not respond, so the operation may or may not have happened."""
 
 
 def translate_redis_errors(

@@ -76,7 +76,7 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class ReplaySource:
-    """What a resuming socket needs: retained events after an id, and what retention removed."""
+    """Retained events after an id, with the newest id and the highest id retention removed."""
 
     events: list[StoredEvent]
     last_id: int
