@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ from storage.embedded import EmbeddedRedis
 from storage.events import EventStore
 from storage.keys import Keys
 from storage.subscriptions import SubscriptionStore
+from workers import supervise, worker_count
 
 __version__ = "0.1.0"
 
@@ -38,8 +40,9 @@ HUB_START_TIMEOUT = 10.0
 class Notifier:
     """One notifier process: its Redis clients, hub and HTTP server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         self.embedded: EmbeddedRedis | None = None
         self.redis_url = settings.redis.url
         self.port = settings.server.port
@@ -88,7 +91,7 @@ class Notifier:
             application, max_body_size=max(16 * settings.server.max_body_bytes, 1 << 20)
         )
         if sockets is None:
-            sockets = tornado.netutil.bind_sockets(self.port, settings.server.host)
+            sockets = tornado.netutil.bind_sockets(self.port, settings.server.host, reuse_port=self.reuse_port)
         self._server.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
@@ -129,8 +132,8 @@ class Notifier:
         log.info("stopped")
 
 
-async def serve(settings: Settings) -> None:
-    notifier = Notifier(settings)
+async def serve(settings: Settings, reuse_port: bool = False) -> None:
+    notifier = Notifier(settings, reuse_port=reuse_port)
     await notifier.start()
 
     stop_requested = asyncio.Event()
@@ -145,6 +148,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Real-time notification service over WebSocket and Redis.")
     parser.add_argument("--config", metavar="PATH", help="settings file (default: settings.yaml beside notifier.py)")
     parser.add_argument("--port", type=int, metavar="N", help="TCP port to listen on (overrides server.port)")
+    parser.add_argument(
+        "--workers", type=int, metavar="N",
+        help="processes sharing the port, 0 for one per CPU (overrides server.workers)",
+    )
+    # Set by the supervisor of several workers: serve one process on a shared port.
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
     return parser.parse_args(argv)
 
@@ -152,16 +161,19 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     try:
-        settings = load_settings(arguments.config, port=arguments.port)
+        settings = load_settings(arguments.config, port=arguments.port, workers=arguments.workers)
     except SettingsError as error:
         print(f"notifier: invalid settings: {error}", file=sys.stderr)
         return 2
 
     logging.basicConfig(
         level=settings.logging.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
     )
-    asyncio.run(serve(settings))
+    workers = worker_count(settings.server.workers)
+    if workers > 1 and not arguments.worker:
+        return supervise(settings, workers, arguments.config)
+    asyncio.run(serve(settings, reuse_port=arguments.worker))
     return 0
 
 

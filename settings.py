@@ -25,6 +25,7 @@ class ServerSettings:
     port: int = 8080
     max_body_bytes: int = 65536
     shutdown_timeout: float = 10.0
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     port: int | None = None,
+    workers: int | None = None,
 ) -> Settings:
-    """Build Settings from the YAML file, then NOTIFIER_* variables, then a --port value.
+    """Build Settings from the YAML file, then NOTIFIER_* variables, then --port and --workers values.
 
     Raises SettingsError naming the first invalid key.
     """
@@ -88,6 +90,8 @@ def load_settings(
     _apply_environment(values, os.environ if environ is None else environ)
     if port is not None:
         values.setdefault("server", {})["port"] = port
+    if workers is not None:
+        values.setdefault("server", {})["workers"] = workers
 
     sections = {}
     for section_name, section_type in SECTIONS.items():
@@ -192,6 +196,11 @@ def _validate(settings: Settings) -> None:
     checks = [
         (0 <= server.port <= 65535, f"setting server.port must be 0 to 65535, got {server.port}"),
         (bool(server.host), "setting server.host must not be empty"),
+        (server.workers >= 0, f"setting server.workers must be 0 or more, got {server.workers}"),
+        (
+            server.workers == 1 or server.port != 0,
+            "setting server.port must not be 0 with several workers, since they share one port",
+        ),
         (
             server.max_body_bytes >= 1024,
             f"setting server.max_body_bytes must be at least 1024, got {server.max_body_bytes}",

@@ -273,8 +273,7 @@ class Hub:
             if source.last_id < watermark:
                 self._on_history_lost(source.last_id)
             else:
-                if source.highest_trimmed_id > watermark:
-                    self._announce_gap(event_types, source)
+                self._announce_gaps(watermark, source)
                 for event in source.events:
                     self._dispatch(event.event_type, event.id, event_frame(event.json))
 
@@ -294,11 +293,16 @@ class Hub:
             for session in list(sessions):
                 session.socket.close_socket(CLOSE_SERVICE_RESTART, "event history lost")
 
-    def _announce_gap(self, event_types: list[str], source: ReplaySource) -> None:
+    def _announce_gaps(self, watermark: int, source: ReplaySource) -> None:
+        """Tell live sockets of each type that retention removed events the hub missed while away."""
         oldest = source.events[0].id if source.events else None
-        for event_type in event_types:
+        told: set[Session] = set()
+        for event_type, trimmed_id in source.trimmed_ids.items():
+            if trimmed_id <= watermark:
+                continue
             for session in self.routes.get(event_type, ()):
-                if session.pending is None:
+                if session.pending is None and session not in told:
+                    told.add(session)
                     session.socket.send_frame(gap_frame(session.last_id, oldest))
 
     # Sockets

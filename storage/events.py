@@ -80,7 +80,11 @@ class ReplaySource:
 
     events: list[StoredEvent]
     last_id: int
-    highest_trimmed_id: int
+    trimmed_ids: dict[str, int]
+
+    @property
+    def highest_trimmed_id(self) -> int:
+        return max(self.trimmed_ids.values(), default=0)
 
 
 class EventStore:
@@ -168,7 +172,7 @@ class EventStore:
         last_id = int(results[0] or 0)
         trimmed = [int(value or 0) for value in results[1:1 + len(event_types)]]
         events = _merge(event_types, results[1 + len(event_types):], newest_first=False)
-        return ReplaySource(events, last_id, max(trimmed, default=0))
+        return ReplaySource(events, last_id, dict(zip(event_types, trimmed, strict=True)))
 
     @translate_redis_errors
     async def ping(self) -> None:

@@ -288,6 +288,7 @@ class Chaos:
     # Run and verify
 
     async def run(self) -> ChaosReport:
+        client_tasks: list[asyncio.Future[None]] = []
         self.redis.start()
         for instance in self.instances:
             instance.start()
@@ -295,7 +296,7 @@ class Chaos:
             for instance in self.instances:
                 await instance.wait_healthy(self.http)
             await self.subscribe_clients()
-            client_tasks = [asyncio.ensure_future(self.run_client(state)) for state in self.clients]
+            client_tasks += [asyncio.ensure_future(self.run_client(state)) for state in self.clients]
             await self.wait_for(lambda: all(state.baseline is not None for state in self.clients), 20)
 
             await asyncio.gather(self.publish(), self.timeline())
@@ -304,11 +305,14 @@ class Chaos:
             stored = self.stored_ids()
             await self.wait_for(lambda: self.caught_up(stored), 30)
             self.stop_clients = True
-            await asyncio.gather(*client_tasks)
+            await asyncio.wait_for(asyncio.gather(*client_tasks), 10)
             for instance in self.instances:
                 await instance.healthy(self.http)
             return self.report(stored)
         finally:
+            self.stop_clients = True
+            for task in client_tasks:
+                task.cancel()
             for instance in self.instances:
                 instance.stop()
             self.redis.kill()

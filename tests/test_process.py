@@ -134,3 +134,45 @@ def test_redis_url_password_hidden_in_error():
     )
     assert completed.returncode == 2
     assert "s3cret" not in completed.stderr
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_two_workers_share_port_and_redis(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "notifier.py"), "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=notifier_environment(NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data")),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await wait_until_healthy(port, process)
+        http = AsyncHTTPClient()
+        base = f"http://127.0.0.1:{port}"
+        await http.fetch(f"{base}/subscriptions/{USER}/t", method="POST", body=b"")
+        sockets = [await websocket_connect(f"ws://127.0.0.1:{port}/notifications/{USER}") for _ in range(4)]
+        for connection in sockets:
+            json.loads(await connection.read_message())
+        published = []
+        for n in range(6):
+            response = await http.fetch(
+                f"{base}/events", method="POST", body=json.dumps({"event_type": "t", "event_name": f"e{n}"})
+            )
+            published.append(json.loads(response.body)["id"])
+        received = [
+            [json.loads(await asyncio.wait_for(connection.read_message(), 5))["event"]["id"] for _ in published]
+            for connection in sockets
+        ]
+        for connection in sockets:
+            connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+
+    assert all(ids == published for ids in received)
+    assert process.returncode == 0
+    worker_pids = {line.split("[")[1].split("]")[0] for line in stderr.splitlines() if "listening on" in line}
+    assert len(worker_pids) == 2
+    assert "started 2 workers" in stderr
