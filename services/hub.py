@@ -184,10 +184,18 @@ class Hub:
         """Subscribe every needed channel, catch up from history, then read until the connection fails."""
         self._recovery_buffer = []
         pubsub = self._pubsub_redis.pubsub()
-        self._pubsub = pubsub
-        channels = [self._keys.control_channel] + [self._keys.channel(t) for t in self.routes]
+        routed = list(self.routes)
+        channels = [self._keys.control_channel] + [self._keys.channel(t) for t in routed]
         waiters = [self._expect_confirmation(channel.encode()) for channel in channels]
         await pubsub.subscribe(*channels)
+
+        # Published only once connected: two tasks connecting one PubSub would
+        # each take a connection. Types routed meanwhile are subscribed now.
+        self._pubsub = pubsub
+        late = [self._keys.channel(t) for t in self.routes if t not in routed]
+        if late:
+            waiters += [self._expect_confirmation(channel.encode()) for channel in late]
+            await pubsub.subscribe(*late)
         reader = asyncio.create_task(self._read(pubsub), name="hub-reader")
         try:
             await self._wait_first(reader, asyncio.gather(*waiters), CONFIRMATION_TIMEOUT * 2)
@@ -413,11 +421,13 @@ class Hub:
     async def _subscribe_channels(self, event_types: list[str]) -> None:
         """Subscribe the types' channels and wait for Redis to confirm.
 
-        While the connection is down this returns at once: the reconnect
-        subscribes every routed type and reads back what was missed.
+        Between connections this returns at once, because the next connection
+        subscribes every routed type and reads back what was missed. During a
+        reconnect the channel is subscribed here, since the reconnect may have
+        listed its channels before this type was routed.
         """
         pubsub = self._pubsub
-        if pubsub is None or not self.connected:
+        if pubsub is None:
             return
         channels = [self._keys.channel(event_type) for event_type in event_types]
         waiters = [self._expect_confirmation(channel.encode()) for channel in channels]
