@@ -127,6 +127,7 @@ class Hub:
         self._run_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.slow_consumers_closed = 0
+        self.connection_attempts = 0
 
     @property
     def connected(self) -> bool:
@@ -182,6 +183,7 @@ class Hub:
 
     async def _serve_connection(self) -> None:
         """Subscribe every needed channel, catch up from history, then read until the connection fails."""
+        self.connection_attempts += 1
         self._recovery_buffer = []
         pubsub = self._pubsub_redis.pubsub()
         routed = list(self.routes)

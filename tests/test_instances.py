@@ -8,7 +8,7 @@ from tests.helpers import USER, running_notifier
 
 
 @pytest.mark.gen_test
-async def test_subscribe_on_one_socket_on_other_publish_on_either(redis_url, key_prefix):
+async def test_cross_instance_subscribe_and_publish(redis_url, key_prefix):
     async with running_notifier(redis_url, key_prefix) as first, running_notifier(redis_url, key_prefix) as second:
         socket = await second.open_socket(USER)
         await socket.welcome()

@@ -125,7 +125,8 @@ async def test_publish_returns_stored_event(redis_url, key_prefix):
     assert isinstance(first["id"], int) and first["id"] >= 1
     assert second["id"] > first["id"]
     assert second["payload"] == {"n": [1, 2, {"k": None}]}
-    assert len(first["created_at"]) == 24 and first["created_at"].endswith("Z")
+    assert len(first["created_at"]) == 24
+    assert first["created_at"].endswith("Z")
 
 
 @pytest.mark.gen_test
