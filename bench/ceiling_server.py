@@ -69,7 +69,7 @@ class EventsHandler(tornado.web.RequestHandler):
         for socket in tuple(self.state.sockets):
             connection = socket.ws_connection
             if connection is not None and not connection.is_closing():
-                connection.stream.write(frame)  # type: ignore[attr-defined]
+                connection.stream.write(frame)  # type: ignore[attr-defined,union-attr]
         self.set_status(201)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(event_json)

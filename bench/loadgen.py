@@ -1,6 +1,6 @@
 """WebSocket client processes: open sockets, check every delivery, record latency.
 
-The orchestrator (run.py) drives a WorkerPool; each worker is a separate
+The orchestrator (run.py) drives a WorkerPool. Each worker is a separate
 process running picows on uvloop, so the clients are spread over cores and
 cost little CPU per frame. A worker takes commands over a multiprocessing pipe:
 
@@ -18,6 +18,7 @@ of ids are compared with what was published.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -25,11 +26,10 @@ import signal
 import time
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
-
 from processes import raise_open_file_limit
 
 # The two client protocols: notifier's JSON frames (also spoken by the ceiling
@@ -39,16 +39,17 @@ SOCKETIO_PROTOCOL = "socketio"
 
 WELCOME_TIMEOUT = 30.0
 CLOSE_TIMEOUT = 10.0
+REPLY_POLL_SECONDS = 0.005
 # picows allocates this per socket for reading; frames here are a few hundred bytes.
 READ_BUFFER_BYTES = 4096
 # Frames of one event are byte-identical on every socket, so a worker parses
-# each distinct frame once; the cache is emptied when it grows past this.
+# each distinct frame once. The cache is emptied when it grows past this size.
 PARSED_CACHE_LIMIT = 4096
 
 
 @dataclass
 class SocketTally:
-    """What one socket received since the last reset."""
+    """Counts of the events one socket received since the last reset."""
 
     count: int = 0
     id_sum: int = 0
@@ -103,6 +104,8 @@ class Worker:
     sockets: list[ClientSocket] = field(default_factory=list)
     latencies: array = field(default_factory=lambda: array("d"))
     parsed: dict[bytes, tuple[int, float]] = field(default_factory=dict)
+    # Per event id: latency of the first and of the last socket in this worker to receive it.
+    event_spans: dict[int, list[float]] = field(default_factory=dict)
     first_receive: float = 0.0
     last_receive: float = 0.0
     unexpected_closes: int = 0
@@ -149,7 +152,13 @@ class Worker:
             self.parsed[payload] = parsed
         event_id, sent_at = parsed
         socket.record_event(event_id)
-        self.latencies.append(now - sent_at)
+        latency = now - sent_at
+        self.latencies.append(latency)
+        span = self.event_spans.get(event_id)
+        if span is None:
+            self.event_spans[event_id] = [latency, latency]
+        else:
+            span[1] = latency
         if not self.first_receive:
             self.first_receive = now
         self.last_receive = now
@@ -168,17 +177,22 @@ class Worker:
             async with limit:
                 try:
                     await self.open_socket(ws_base, user_uuid, event_types)
-                except (OSError, asyncio.TimeoutError, RuntimeError, ValueError) as error:
+                except (TimeoutError, OSError, RuntimeError, ValueError) as error:
                     errors.append(f"{type(error).__name__}: {error}")
 
         started = time.time()
         await asyncio.gather(*(open_one(user, types) for user, types in plans))
+        finished = time.time()
+        # The sockets live until `close`; freezing them keeps a full collection from
+        # rescanning them all, which would pause this worker and read as server latency.
+        gc.collect()
+        gc.freeze()
         return {
             "opened": len(plans) - len(errors),
             "failed": len(errors),
             "errors": errors[:5],
             "started": started,
-            "finished": time.time(),
+            "finished": finished,
         }
 
     async def open_socket(self, ws_base: str, user_uuid: str, event_types: tuple[str, ...]) -> None:
@@ -192,13 +206,15 @@ class Worker:
             read_buffer_init_size=READ_BUFFER_BYTES,
             websocket_handshake_timeout=WELCOME_TIMEOUT,
         )
-        await asyncio.wait_for(listener.welcomed, WELCOME_TIMEOUT)
-        self.sockets.append(listener)
+        socket = cast(ClientSocket, listener)
+        await asyncio.wait_for(socket.welcomed, WELCOME_TIMEOUT)
+        self.sockets.append(socket)
 
     def reset(self) -> dict[str, Any]:
         for socket in self.sockets:
             socket.tally = SocketTally()
         self.latencies = array("d")
+        self.event_spans = {}
         self.first_receive = 0.0
         self.last_receive = 0.0
         self.other_frames = 0
@@ -212,12 +228,12 @@ class Worker:
         targets = [socket_target(socket.event_types, expected) for socket in self.sockets]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(socket.tally.count >= count for socket, (count, _) in zip(self.sockets, targets)):
+            if all(socket.tally.count >= count for socket, (count, _) in zip(self.sockets, targets, strict=True)):
                 break
             await asyncio.sleep(0.02)
 
         lost = unexpected = wrong_ids = out_of_order = delivered = 0
-        for socket, (count, id_sum) in zip(self.sockets, targets):
+        for socket, (count, id_sum) in zip(self.sockets, targets, strict=True):
             tally = socket.tally
             delivered += tally.count
             out_of_order += tally.out_of_order
@@ -237,6 +253,7 @@ class Worker:
             "first_receive": self.first_receive,
             "last_receive": self.last_receive,
             "latencies": self.latencies.tobytes(),
+            "event_spans": self.event_spans,
         }
 
     async def close(self) -> dict[str, Any]:
@@ -250,6 +267,7 @@ class Worker:
             await asyncio.wait(waits, timeout=CLOSE_TIMEOUT)
         closed = len(self.sockets)
         self.sockets = []
+        gc.unfreeze()
         self.closing = False
         self.unexpected_closes = 0
         return {"closed": closed}
@@ -273,11 +291,10 @@ def parse_event(payload: bytes, json_offset: int) -> tuple[int, float]:
 
 async def serve_commands(connection: multiprocessing.connection.Connection) -> None:
     worker = Worker()
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
-    loop.add_reader(connection.fileno(), lambda: commands.put_nowait(connection.recv()))
     while True:
-        command, arguments = await commands.get()
+        # Read in a thread: an event-loop reader would make the pipe non-blocking,
+        # and a large reply would then fail with EAGAIN.
+        command, arguments = await asyncio.to_thread(connection.recv)
         if command == "exit":
             await worker.close()
             connection.send({"exited": True})
@@ -298,10 +315,17 @@ async def serve_commands(connection: multiprocessing.connection.Connection) -> N
 def worker_main(connection: multiprocessing.connection.Connection) -> None:
     """Entry point of a worker process."""
     raise_open_file_limit()
-    # A Ctrl-C in the terminal reaches the whole process group; the orchestrator
-    # then stops the workers itself, so they must not die in the middle of a reply.
+    # A Ctrl-C in the terminal reaches the whole process group. The orchestrator
+    # then kills the workers itself, so they ignore the signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     uvloop.run(serve_commands(connection))
+
+
+async def receive(connection: multiprocessing.connection.Connection) -> dict[str, Any]:
+    """Wait for a worker's reply by polling, so no thread is left blocked in a read when the loop stops."""
+    while not connection.poll():
+        await asyncio.sleep(REPLY_POLL_SECONDS)
+    return dict(connection.recv())
 
 
 class WorkerPool:
@@ -323,14 +347,16 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [process.pid for process in self.processes if process.pid is not None]
 
-    async def call(self, command: str, per_worker: list[dict[str, Any]] | None = None, **shared: Any) -> list[dict[str, Any]]:
+    async def call(
+        self, command: str, per_worker: list[dict[str, Any]] | None = None, **shared: Any
+    ) -> list[dict[str, Any]]:
         """Send a command to every worker (with its own arguments, if given) and gather the replies."""
         for index, connection in enumerate(self.connections):
             arguments = dict(shared)
             if per_worker is not None:
                 arguments.update(per_worker[index])
             connection.send((command, arguments))
-        return list(await asyncio.gather(*(asyncio.to_thread(connection.recv) for connection in self.connections)))
+        return list(await asyncio.gather(*(receive(connection) for connection in self.connections)))
 
     async def connect(
         self, protocol: str, ws_base: str, plans: list[tuple[str, tuple[str, ...]]], concurrency: int
@@ -343,10 +369,18 @@ class WorkerPool:
             "connect", shares, protocol=protocol, ws_base=ws_base, concurrency=per_worker_concurrency
         )
 
+    def kill(self) -> None:
+        """Kill every worker at once, for an interrupted run that cannot wait for replies."""
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+        for process in self.processes:
+            process.join(2)
+
     async def shutdown(self) -> None:
         try:
             await asyncio.wait_for(self.call("exit"), CLOSE_TIMEOUT * 2)
-        except (asyncio.TimeoutError, EOFError, BrokenPipeError, OSError):
+        except (TimeoutError, EOFError, BrokenPipeError, OSError):
             pass
         for process in self.processes:
             process.join(2)

@@ -1,9 +1,9 @@
 """Run notifier.main with garbage collection counted, or switched off, for the GC scenario.
 
 Environment:
-- BENCH_GC_STATS: a path; on each SIGUSR1, JSON with the number, total and
-  longest pause (milliseconds) of collections per generation so far is written
-  there, so the benchmark can take the difference over one phase.
+- BENCH_GC_STATS: a path. On each SIGUSR1 the wrapper writes JSON there with
+  the number, total and longest pause (milliseconds) of collections per
+  generation so far. The benchmark takes the difference over one phase.
 - BENCH_GC_DISABLE=1: call gc.disable() before notifier starts, the same as a
   notifier without the cyclic collector (reference counting still frees most objects).
 """
@@ -56,8 +56,10 @@ class CollectionTimer:
 
 
 def main() -> int:
-    sys.path.insert(0, str(REPO))
-    import notifier  # imported after the path is set: notifier.py lives at the repository root
+    # The notifier checkout to run: the first argument, else the repository this file is in.
+    checkout = sys.argv[1] if len(sys.argv) > 1 else str(REPO)
+    sys.path.insert(0, checkout)
+    import notifier  # imported after the path is set: notifier.py lives at the checkout's root
 
     timer = CollectionTimer()
     gc.callbacks.append(timer)

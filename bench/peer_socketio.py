@@ -4,8 +4,8 @@ A socket.io room per event type. POST /subscriptions/{user}/{type} adds the
 type to the user's set in Redis; a connecting client names its user in the
 socket.io auth payload ({"user": "<uuid>"}) and the connect handler enters the
 rooms of the user's types before the connection is acknowledged. POST /events
-takes the next id from a Redis counter and emits the event to its room; the
-Redis manager publishes it and every server process (here one) sends it to the
+takes the next id from a Redis counter and emits the event to its room. The
+Redis manager publishes it, and every server process (here one) sends it to the
 room's sockets. Tornado serves HTTP and the WebSocket transport, as in notifier.
 
 Settings come from notifier's environment variables: NOTIFIER_SERVER_PORT,
@@ -34,6 +34,7 @@ class Peer:
         manager = socketio.AsyncRedisManager(redis_url, channel=key_prefix + "socketio")
         self.sio = socketio.AsyncServer(async_mode="tornado", client_manager=manager, cors_allowed_origins="*")
         self.sio.on("connect", self.on_connect)
+        self.publish_lock = asyncio.Lock()
 
     def subscriptions_key(self, user_uuid: str) -> str:
         return f"{self.prefix}subs:{user_uuid}"
@@ -42,8 +43,9 @@ class Peer:
         user_uuid = (auth or {}).get("user")
         if not isinstance(user_uuid, str):
             return False
-        for event_type in await self.redis.smembers(self.subscriptions_key(user_uuid)):
-            await self.sio.enter_room(sid, event_type.decode())
+        for member in await self.redis.smembers(self.subscriptions_key(user_uuid)):
+            event_type = member.decode() if isinstance(member, bytes) else member
+            await self.sio.enter_room(sid, event_type)
         return True
 
 
@@ -53,9 +55,13 @@ class EventsHandler(tornado.web.RequestHandler):
 
     async def post(self) -> None:
         body = json.loads(self.request.body)
-        event_id = await self.peer.redis.incr(self.peer.prefix + "sequence")
-        event = {"id": event_id, **body, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
-        await self.peer.sio.emit("event", event, room=body["event_type"])
+        # Without the lock, two requests can take ids in one order and publish in
+        # the other. Notifier publishes in id order, so the peer must too, because
+        # the clients check that ids arrive in increasing order.
+        async with self.peer.publish_lock:
+            event_id = await self.peer.redis.incr(self.peer.prefix + "sequence")
+            event = {"id": event_id, **body, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+            await self.peer.sio.emit("event", event, room=body["event_type"])
         self.set_status(201)
         self.finish(event)
 

@@ -145,7 +145,9 @@ def start_redis(group: ProcessGroup) -> tuple[ManagedProcess, str]:
                     return process, f"redis://127.0.0.1:{port}/0"
         except OSError:
             time.sleep(0.05)
-    raise TimeoutError(f"redis-server on port {port} did not answer PING within {READY_TIMEOUT} s")
+    raise TimeoutError(
+        f"redis-server on port {port} did not reply to PING within {READY_TIMEOUT} s; see {process.log_path}"
+    )
 
 
 @dataclass(frozen=True)
@@ -163,11 +165,17 @@ class ServerSpec:
         return f"{self.kind}-gc-{'off' if self.gc_disabled else 'on'}"
 
 
+def notifier_dir() -> Path:
+    """Return the notifier checkout to benchmark: BENCH_NOTIFIER_DIR (a private copy with a change) or this one."""
+    return Path(os.environ.get("BENCH_NOTIFIER_DIR", REPO))
+
+
 def server_argv(spec: ServerSpec) -> list[str]:
     python = sys.executable
+    if spec.kind == "notifier" and spec.gc_wrapper:
+        return [python, str(BENCH / "notifier_gc.py"), str(notifier_dir())]
     if spec.kind == "notifier":
-        script = BENCH / "notifier_gc.py" if spec.gc_wrapper else REPO / "notifier.py"
-        return [python, str(script)]
+        return [python, str(notifier_dir() / "notifier.py")]
     if spec.kind == "ceiling":
         return [python, str(BENCH / "ceiling_server.py")]
     if spec.kind == "peer":

@@ -7,8 +7,9 @@ import collections
 import re
 import shutil
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
 SAMPLE_RATE = 200
 TOP_FRAMES = 12
@@ -28,7 +29,9 @@ def py_spy_binary() -> str:
     return found
 
 
-async def profile_during(pid: int, seconds: float, load: Coroutine[Any, Any, Any], output_prefix: Path) -> dict[str, Any]:
+async def profile_during(
+    pid: int, seconds: float, load: Coroutine[Any, Any, Any], output_prefix: Path
+) -> dict[str, Any]:
     """Record `pid` for `seconds` with py-spy while `load` runs; write raw stacks and a summary."""
     raw_path = output_prefix.with_suffix(".raw.txt")
     argv = [

@@ -13,17 +13,17 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import psutil
-
 from loadgen import NOTIFIER_PROTOCOL, SOCKETIO_PROTOCOL, WorkerPool
 from measure import CpuMeter, merge_deliveries
 from processes import ManagedProcess, ProcessGroup, ServerSpec, start_server
 from profiling import profile_during
-from publisher import PublishLog, Publisher
+from publisher import Publisher, PublishLog
 
 FANOUT_TYPE = "fanout"
 # Handshakes in flight at once over all workers; Tornado listens with a backlog
@@ -31,14 +31,14 @@ FANOUT_TYPE = "fanout"
 CONNECT_CONCURRENCY = 96
 # The probe burst that warms the server up and estimates its delivery rate.
 PROBE_DELIVERIES = 40_000
-PUBLISH_IN_FLIGHT = 4
+PUBLISH_IN_FLIGHT = 16
 PACED_IN_FLIGHT = 16
 SETTLE_SECONDS = 1.0
 
 
 @dataclass
 class Plan:
-    """How big and how long each scenario runs."""
+    """Sizes and durations of each scenario in one mode (quick or full)."""
 
     sizes: list[int]
     sweep_size: int
@@ -55,7 +55,7 @@ class Plan:
 
 @dataclass
 class Bench:
-    """What every scenario needs: the processes, the client pool, where results go."""
+    """Shared state of a run: the processes, the client pool and the results folder."""
 
     group: ProcessGroup
     redis: ManagedProcess
@@ -259,8 +259,8 @@ def gc_difference(before: dict[str, Any] | None, after: dict[str, Any] | None) -
     if before is None or after is None:
         return {}
     return {
-        "gc_collections": [a - b for a, b in zip(after["counts"], before["counts"])],
-        "gc_pause_ms": [round(a - b, 2) for a, b in zip(after["total_ms"], before["total_ms"])],
+        "gc_collections": [a - b for a, b in zip(after["counts"], before["counts"], strict=True)],
+        "gc_pause_ms": [round(a - b, 2) for a, b in zip(after["total_ms"], before["total_ms"], strict=True)],
         "gc_max_pause_ms_so_far": after["max_ms"],
         "gc_tracked_objects": after["tracked_objects"],
     }
@@ -269,14 +269,16 @@ def gc_difference(before: dict[str, Any] | None, after: dict[str, Any] | None) -
 # Scenario suites
 
 
-async def fanout_suite(bench: Bench, spec: ServerSpec, size: int, fractions: list[float], scenario: str = "fanout") -> None:
+async def fanout_suite(
+    bench: Bench, spec: ServerSpec, size: int, fractions: list[float], scenario: str = "fanout"
+) -> None:
     """Connect storm, idle memory, then fan-out of one event type to `size` sockets."""
     gc_stats = bench.results_dir / f"gc-{spec.label}.json" if spec.gc_wrapper else None
     server, base_url = start_server(bench.group, spec, bench.redis_url, bench.key_prefix(spec), gc_stats)
     publisher = Publisher(base_url)
     try:
         await ensure_subscribed(bench, spec, publisher, 1, size, [[FANOUT_TYPE]] * size)
-        plans = [(user_uuid(1, index), (FANOUT_TYPE,)) for index in range(size)]
+        plans: list[tuple[str, tuple[str, ...]]] = [(user_uuid(1, index), (FANOUT_TYPE,)) for index in range(size)]
         common = {"scenario": scenario, "server": spec.label, "sockets": size, "subscriptions_per_user": 1}
 
         storm = await storm_and_memory(bench, spec, server, base_url, plans)
@@ -336,7 +338,7 @@ async def profile_suite(bench: Bench, size: int) -> None:
     seconds = bench.plan.profile_seconds
     try:
         await ensure_subscribed(bench, spec, publisher, 1, size, [[FANOUT_TYPE]] * size)
-        plans = [(user_uuid(1, index), (FANOUT_TYPE,)) for index in range(size)]
+        plans: list[tuple[str, tuple[str, ...]]] = [(user_uuid(1, index), (FANOUT_TYPE,)) for index in range(size)]
         await open_sockets(bench, spec, base_url, plans)
         probe = await burst_phase(bench, server, publisher, [FANOUT_TYPE], max(5, PROBE_DELIVERIES // size), 30)
         events = burst_size(max(probe["deliveries_per_s"], 1000), size, seconds + 2)
