@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -15,9 +16,10 @@ import tornado.httpserver
 import tornado.netutil
 
 from handlers.base import AppContext
+from handlers.pinger import Pinger
 from handlers.routes import make_application
 from services.events import EventService
-from services.hub import Hub
+from services.hub import CLOSE_GOING_AWAY, Hub
 from services.subscriptions import SubscriptionService
 from settings import Settings, SettingsError, hide_password, load_settings
 from storage.connection import command_client, pubsub_client
@@ -32,8 +34,6 @@ __version__ = "0.1.0"
 
 log = logging.getLogger("notifier")
 
-# WebSocket close code 1001 "going away" (RFC 6455 section 7.4.1).
-CLOSE_GOING_AWAY = 1001
 HUB_START_TIMEOUT = 10.0
 
 
@@ -73,6 +73,7 @@ class Notifier:
             allowed_origins=settings.websocket.allowed_origins,
             max_socket_buffer_bytes=settings.websocket.max_buffer_bytes,
             compression=settings.websocket.compression,
+            pinger=Pinger(settings.websocket.ping_interval, settings.websocket.ping_timeout),
         )
 
         # The hub retries on its own while Redis is away, so the server starts
@@ -82,9 +83,8 @@ class Notifier:
         except TimeoutError:
             log.warning("redis not reachable at start-up, serving 503 until it is")
 
-        application = make_application(
-            self.context, settings.websocket.ping_interval, settings.websocket.ping_timeout
-        )
+        application = make_application(self.context)
+        self.context.pinger.start()
         # Bodies a little over the limit get a JSON 413 from the handler; far larger
         # ones are cut off by Tornado before they are read.
         self._server = tornado.httpserver.HTTPServer(
@@ -124,6 +124,7 @@ class Notifier:
         if self._server is not None:
             await self._server.close_all_connections()
 
+        self.context.pinger.stop()
         await self.hub.stop()
         await self._command_redis.aclose()
         await self._pubsub_redis.aclose()
@@ -135,6 +136,11 @@ class Notifier:
 async def serve(settings: Settings, reuse_port: bool = False) -> None:
     notifier = Notifier(settings, reuse_port=reuse_port)
     await notifier.start()
+
+    # Start-up objects (modules, settings, clients) live as long as the
+    # process. Frozen, they are no longer walked by every full collection.
+    gc.collect()
+    gc.freeze()
 
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ from typing import Any
 
 import tornado.web
 
+from handlers.pinger import Pinger
 from services.errors import InvalidInput, NotFound, ServiceError
 from services.events import EventService
 from services.hub import Hub
@@ -49,6 +50,7 @@ class AppContext:
     allowed_origins: tuple[str, ...]
     max_socket_buffer_bytes: int
     compression: bool
+    pinger: Pinger
     shutting_down: bool = False
     requests_in_flight: int = 0
 

@@ -11,7 +11,7 @@ import tornado.iostream
 import tornado.websocket
 
 from handlers.base import ApiError, AppContext, JsonErrorMixin
-from services.hub import CLOSE_TRY_AGAIN_LATER, Session
+from services.hub import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Session
 from services.validation import parse_non_negative_id, validate_user_uuid
 from storage.errors import StorageUnavailable
 
@@ -87,6 +87,8 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         self.user_uuid = ""
         self.last_event_id: int | None = None
         self._closed = False
+        self.ping_sent_at: float | None = None
+        self.next_ping_at = 0.0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Everything that can refuse the socket is checked before the upgrade,
@@ -116,6 +118,7 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         stream = self._stream()
         if stream is not None:
             stream.max_write_buffer_size = self.context.max_socket_buffer_bytes
+        self.context.pinger.add(self)
         try:
             session = await self.context.hub.attach(self, self.user_uuid, self.last_event_id)
         except StorageUnavailable as error:
@@ -169,11 +172,25 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         connection = self.ws_connection
         return connection is None or connection.is_closing()
 
+    def send_ping(self) -> None:
+        try:
+            self.ping(b"")
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    def on_pong(self, data: bytes) -> None:
+        self.ping_sent_at = None
+
+    def ping_timed_out(self) -> None:
+        log.debug("closing socket of user %s: no pong within %.1f s", self.user_uuid, self.context.pinger.timeout)
+        self.close_socket(CLOSE_GOING_AWAY, "ping timed out")
+
     def on_message(self, message: str | bytes) -> None:
         self.send_frame(UNEXPECTED_MESSAGE_FRAME)
 
     def on_close(self) -> None:
         self._closed = True
+        self.context.pinger.discard(self)
         self._detach()
 
     def _detach(self) -> None:

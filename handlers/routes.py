@@ -16,7 +16,7 @@ from handlers.subscriptions import SubscriptionHandler, UserSubscriptionsHandler
 access_log = logging.getLogger("tornado.access")
 
 
-def make_application(context: AppContext, ping_interval: float, ping_timeout: float) -> tornado.web.Application:
+def make_application(context: AppContext) -> tornado.web.Application:
     arguments: dict[str, Any] = {"context": context}
     # Path segments match even when empty or malformed, so validation can name the problem.
     routes = [
@@ -31,8 +31,6 @@ def make_application(context: AppContext, ping_interval: float, ping_timeout: fl
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=arguments,
-        websocket_ping_interval=ping_interval or None,
-        websocket_ping_timeout=ping_timeout or None,
         log_function=log_request,
     )
 

@@ -39,7 +39,9 @@ RECONNECT_DELAY_MAX = 5.0
 # so without the sweep the hub would route to it that much longer.
 SWEEP_INTERVAL = 1.0
 
-# Close codes sent to sockets (RFC 6455 section 7.4.1).
+# Close codes sent to sockets (RFC 6455 section 7.4.1): 1001 going away,
+# 1012 service restart, 1013 try again later.
+CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_SERVICE_RESTART = 1012
 

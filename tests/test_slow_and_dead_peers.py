@@ -97,3 +97,24 @@ async def test_dead_peer_removed_after_ping_timeout(redis_url, key_prefix):
 
     # Interval plus timeout, plus one sweep of the hub.
     assert elapsed < 0.5 + 0.5 + 1.0 + 0.5
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_live_peer_answers_pings_and_stays(redis_url, key_prefix):
+    settings = {"ping_interval": 0.2, "ping_timeout": 0.2}
+    async with running_notifier(redis_url, key_prefix, websocket=settings) as client:
+        await client.subscribe(USER, "t")
+        socket_ = await client.open_socket(USER)
+        await socket_.welcome()
+        (session,) = client.notifier.hub.sessions_by_user[USER]
+        handler = session.socket
+        first_due = handler.next_ping_at
+
+        # Several pings sent and answered: the schedule moved on and no pong is outstanding.
+        await wait_until(lambda: handler.next_ping_at > first_due + 0.3, timeout=5, message="no pings sent")
+        await wait_until(lambda: handler.ping_sent_at is None, timeout=2, message="pong not received")
+        published = await client.publish("t", "still here")
+        delivered = await socket_.next_event()
+        socket_.close()
+
+    assert delivered == published
