@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 
+from services.errors import InvalidInput
 from services.hub import format_timestamp, retention_cutoff
 from services.validation import NewEvent
 from storage.events import EventStore, StoredEvent
 from storage.subscriptions import SubscriptionStore
+
+
+def encode_event_tail(new_event: NewEvent, created_at: str) -> bytes:
+    """Encode the event's JSON after its id, once for storage and every delivery.
+
+    created_at comes last, because storage reads an event's age from its final
+    bytes. Raises InvalidInput for lone surrogates, which JSON may escape
+    ("\\ud800") but no UTF-8 frame can carry.
+    """
+    fields: dict[str, object] = {"event_type": new_event.event_type, "event_name": new_event.event_name}
+    if new_event.payload is not None:
+        fields["payload"] = new_event.payload
+    fields["created_at"] = created_at
+    try:
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:].encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "invalid_field", "fields 'event_name' and 'payload' must not contain lone surrogates"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -29,13 +50,9 @@ class EventService:
     async def publish(self, new_event: NewEvent) -> StoredEvent:
         """Store the event and publish it to every instance; raise StorageUnavailable if Redis did not confirm."""
         now = time.time()
-        fields: dict[str, object] = {"event_type": new_event.event_type, "event_name": new_event.event_name}
-        if new_event.payload is not None:
-            fields["payload"] = new_event.payload
-        # created_at must come last: storage reads an event's age from its final bytes.
-        fields["created_at"] = format_timestamp(now)
+        tail = encode_event_tail(new_event, format_timestamp(now))
         return await self._store.append(
-            fields, retention_cutoff(self._max_age_seconds, now), token=uuid.uuid4().hex
+            new_event.event_type, tail, retention_cutoff(self._max_age_seconds, now), token=uuid.uuid4().hex
         )
 
     async def newest(self, user_uuid: str, limit: int, before: int | None) -> EventPage:

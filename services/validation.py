@@ -79,14 +79,6 @@ def parse_new_event(body: bytes) -> NewEvent:
     if "payload" in document and not isinstance(payload, dict):
         raise InvalidInput("invalid_field", "field 'payload' must be a JSON object when present")
 
-    # JSON allows escaped lone surrogates ("\ud800"), which no UTF-8 frame can carry.
-    try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(
-            "invalid_field", "fields 'event_name' and 'payload' must not contain lone surrogates"
-        ) from None
-
     return NewEvent(event_type, event_name, payload)
 
 

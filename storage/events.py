@@ -9,9 +9,7 @@ from its last 26 bytes without parsing it, in Python and in Lua alike.
 from __future__ import annotations
 
 import heapq
-import json
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -95,17 +93,15 @@ class EventStore:
         self._publish = redis.register_script(PUBLISH_SCRIPT)
 
     @translate_redis_errors
-    async def append(
-        self, fields: dict[str, Any], cutoff: str, token: str
-    ) -> StoredEvent:
+    async def append(self, event_type: str, tail: bytes, cutoff: str, token: str) -> StoredEvent:
         """Store and publish an event, returning it with its new id.
 
-        `fields` must end with created_at. Events of the same type created
-        before `cutoff` are removed. A second call with the same token within
-        PUBLISH_TOKEN_TTL seconds returns the first call's id without storing again.
+        `tail` is the event's JSON after the id, from the first field's name to
+        the closing brace, and must end with the created_at field. Events of
+        the same type created before `cutoff` are removed. A second call with
+        the same token within PUBLISH_TOKEN_TTL seconds returns the first
+        call's id without storing again.
         """
-        event_type = fields["event_type"]
-        tail = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[1:].encode()
         event_id = await self._publish(
             keys=[
                 self._keys.sequence,
