@@ -99,9 +99,11 @@ class Notifier:
         redis_description = (
             f"embedded redis in {self.embedded.data_dir}" if self.embedded else f"redis {hide_password(self.redis_url)}"
         )
+        loop_module = type(asyncio.get_running_loop()).__module__
+        event_loop = "uvloop" if loop_module.startswith("uvloop") else "asyncio"
         log.info(
-            "notifier %s listening on http://%s:%d, using %s",
-            __version__, settings.server.host, self.port, redis_description,
+            "notifier %s listening on http://%s:%d, using %s, event loop %s",
+            __version__, settings.server.host, self.port, redis_description, event_loop,
         )
 
     async def stop(self) -> None:
@@ -182,9 +184,26 @@ def main(argv: list[str] | None = None) -> int:
         level=settings.logging.level.upper(),
         format=f"%(asctime)s %(levelname)s [{os.getpid()}] %(name)s: %(message)s",
     )
+    event_loop_policy = None
+    if settings.server.event_loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if settings.server.event_loop == "uvloop":
+                print(
+                    "notifier: invalid settings: setting server.event_loop is uvloop, "
+                    "but uvloop is not installed (pip install uvloop)",
+                    file=sys.stderr,
+                )
+                return 2
+        else:
+            event_loop_policy = uvloop.EventLoopPolicy()
+
     workers = worker_count(settings.server.workers)
     if workers > 1 and not arguments.worker:
         return supervise(settings, workers, arguments.config)
+    if event_loop_policy is not None:
+        asyncio.set_event_loop_policy(event_loop_policy)
     asyncio.run(serve(settings, reuse_port=arguments.worker))
     return 0
 

@@ -26,6 +26,7 @@ class ServerSettings:
     max_body_bytes: int = 65536
     shutdown_timeout: float = 10.0
     workers: int = 1
+    event_loop: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ SECTIONS: dict[str, type] = {
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def load_settings(
@@ -197,6 +199,10 @@ def _validate(settings: Settings) -> None:
         (0 <= server.port <= 65535, f"setting server.port must be 0 to 65535, got {server.port}"),
         (bool(server.host), "setting server.host must not be empty"),
         (server.workers >= 0, f"setting server.workers must be 0 or more, got {server.workers}"),
+        (
+            server.event_loop in EVENT_LOOPS,
+            f"setting server.event_loop must be one of {', '.join(EVENT_LOOPS)}, got {server.event_loop!r}",
+        ),
         (
             server.workers == 1 or server.port != 0,
             "setting server.port must not be 0 with several workers, since they share one port",

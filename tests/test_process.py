@@ -108,6 +108,9 @@ async def test_process_serves_user_session_on_embedded_redis(tmp_path):
         ("NOTIFIER_EVENTS_HISTORY_SIZE", "0", "events.history_size"),
         ("NOTIFIER_SERVER_COLOUR", "blue", "server.colour"),
         ("NOTIFIER_LOGGING_LEVEL", "LOUD", "logging.level"),
+        ("NOTIFIER_SERVER_EVENT_LOOP", "trio", "server.event_loop"),
+        ("NOTIFIER_SERVER_WORKERS", "-1", "server.workers"),
+        ("NOTIFIER_WEBSOCKET_PING_TIMEOUT", "30", "websocket.ping_timeout"),
     ],
 )
 def test_invalid_setting_exits_2_naming_key(variable, value, key):
@@ -176,3 +179,36 @@ async def test_two_workers_share_port_and_redis(tmp_path):
     worker_pids = {line.split("[")[1].split("]")[0] for line in stderr.splitlines() if "listening on" in line}
     assert len(worker_pids) == 2
     assert "started 2 workers" in stderr
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_uvloop_event_loop_serves(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "notifier.py"), "--port", str(port)],
+        cwd=tmp_path,
+        env=notifier_environment(
+            NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data"), NOTIFIER_SERVER_EVENT_LOOP="uvloop"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await wait_until_healthy(port, process)
+        http = AsyncHTTPClient()
+        base = f"http://127.0.0.1:{port}"
+        await http.fetch(f"{base}/subscriptions/{USER}/t", method="POST", body=b"")
+        connection = await websocket_connect(f"ws://127.0.0.1:{port}/notifications/{USER}")
+        json.loads(await connection.read_message())
+        body = json.dumps({"event_type": "t", "event_name": "x"})
+        response = await http.fetch(f"{base}/events", method="POST", body=body)
+        frame = json.loads(await asyncio.wait_for(connection.read_message(), 5))
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
+
+    assert frame["event"] == json.loads(response.body)
+    assert process.returncode == 0
+    assert "event loop uvloop" in stderr

@@ -17,6 +17,8 @@ def test_defaults_from_settings_file():
     assert settings.events.max_age_seconds == 7 * 24 * 3600
     assert settings.websocket.max_buffer_bytes == 1 << 20
     assert settings.websocket.compression is False
+    assert settings.server.workers == 1
+    assert settings.server.event_loop == "auto"
 
 
 def test_environment_overrides_file():
