@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import struct
 import sys
 import time
 from pathlib import Path
@@ -27,19 +26,7 @@ import tornado.websocket
 # The ceiling writes with notifier's own socket write, so it stays an upper
 # bound for notifier's fan-out rather than a measure of IOStream.write.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from handlers.notifications import send_without_queueing  # noqa: E402
-
-
-def wire_text_frame(payload: bytes) -> bytes:
-    """Encode an unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        header = struct.pack("!BB", 0x81, length)
-    elif length <= 0xFFFF:
-        header = struct.pack("!BBH", 0x81, 126, length)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, length)
-    return header + payload
+from handlers.notifications import encode_text_frame, send_without_queueing  # noqa: E402
 
 
 class State:
@@ -73,7 +60,7 @@ class EventsHandler(tornado.web.RequestHandler):
         self.state.last_id += 1
         event = {"id": self.state.last_id, **body, "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
         event_json = json.dumps(event, separators=(",", ":")).encode()
-        frame = wire_text_frame(b'{"type":"event","event":' + event_json + b"}")
+        frame = encode_text_frame(b'{"type":"event","event":' + event_json + b"}")
         for socket in tuple(self.state.sockets):
             connection = socket.ws_connection
             if connection is not None and not connection.is_closing():

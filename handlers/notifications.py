@@ -28,6 +28,18 @@ UNEXPECTED_MESSAGE_FRAME = json.dumps(
 ).encode()
 
 
+def encode_text_frame(payload: bytes) -> bytes:
+    """Encode an unmasked, unfragmented WebSocket text frame (RFC 6455 section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length <= 0xFFFF:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
 class WireFrameCache:
     """Encode a payload as an unmasked, uncompressed WebSocket text frame once for all sockets.
 
@@ -41,14 +53,7 @@ class WireFrameCache:
 
     def encode(self, payload: bytes) -> bytes:
         if payload is not self._payload:
-            length = len(payload)
-            if length < 126:
-                header = struct.pack("!BB", 0x81, length)
-            elif length <= 0xFFFF:
-                header = struct.pack("!BBH", 0x81, 126, length)
-            else:
-                header = struct.pack("!BBQ", 0x81, 127, length)
-            self._payload, self._wire = payload, header + payload
+            self._payload, self._wire = payload, encode_text_frame(payload)
         return self._wire
 
 

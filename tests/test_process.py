@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -49,40 +51,62 @@ async def wait_until_healthy(port: int, process: subprocess.Popen, timeout: floa
     raise AssertionError("notifier did not become healthy in time")
 
 
+class NotifierProcess:
+    """`python notifier.py` in a temporary folder, its embedded Redis data in it too."""
+
+    def __init__(self, tmp_path: Path, *arguments: str, **environment: str) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        self.stderr = ""
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "notifier.py"), "--port", str(self.port), *arguments],
+            cwd=tmp_path,
+            env=notifier_environment(NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data"), **environment),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    async def terminate(self) -> int:
+        """Send SIGTERM, wait for the exit, keep stderr; return the exit code."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            _, self.stderr = await asyncio.to_thread(self.process.communicate, timeout=30)
+        return self.process.returncode
+
+
+@contextlib.asynccontextmanager
+async def notifier_process(tmp_path: Path, *arguments: str, **environment: str) -> AsyncIterator[NotifierProcess]:
+    """Start notifier as a process, wait until /healthz answers 200, and SIGTERM it afterwards."""
+    server = NotifierProcess(tmp_path, *arguments, **environment)
+    try:
+        await wait_until_healthy(server.port, server.process)
+        yield server
+    finally:
+        await server.terminate()
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_process_serves_user_session_on_embedded_redis(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "notifier.py"), "--port", str(port)],
-        cwd=tmp_path,
-        env=notifier_environment(NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        await wait_until_healthy(port, process)
+    async with notifier_process(tmp_path) as server:
         http = AsyncHTTPClient()
-        base = f"http://127.0.0.1:{port}"
-
-        subscribed = await http.fetch(f"{base}/subscriptions/{USER}/daily_tasks", method="POST", body=b"")
-        socket_connection = await websocket_connect(f"ws://127.0.0.1:{port}/notifications/{USER}")
+        subscribed = await http.fetch(f"{server.base_url}/subscriptions/{USER}/daily_tasks", method="POST", body=b"")
+        socket_connection = await websocket_connect(f"{server.ws_url}/notifications/{USER}")
         welcome = json.loads(await socket_connection.read_message())
         published = await http.fetch(
-            f"{base}/events", method="POST",
+            f"{server.base_url}/events", method="POST",
             body=json.dumps({"event_type": "daily_tasks", "event_name": "daily_task1"}),
         )
         frame = json.loads(await asyncio.wait_for(socket_connection.read_message(), 5))
-        history = json.loads((await http.fetch(f"{base}/events/{USER}")).body)
+        history = json.loads((await http.fetch(f"{server.base_url}/events/{USER}")).body)
 
         # SIGTERM closes the open socket with 1001, then the process exits 0.
-        process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         while await asyncio.wait_for(socket_connection.read_message(), 10) is not None:
             pass
         close = (socket_connection.close_code, socket_connection.close_reason)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
+        exit_code = await server.terminate()
 
     assert subscribed.code == 201
     assert welcome["type"] == "welcome"
@@ -92,10 +116,10 @@ async def test_process_serves_user_session_on_embedded_redis(tmp_path):
     assert frame == {"type": "event", "event": event}
     assert history["events"] == [event]
     assert close == (1001, "server shutting down")
-    assert process.returncode == 0
-    assert f"listening on http://127.0.0.1:{port}" in stderr
-    assert "embedded redis" in stderr
-    assert "notifier 0.1.0" in stderr
+    assert exit_code == 0
+    assert f"listening on http://127.0.0.1:{server.port}" in server.stderr
+    assert "embedded redis" in server.stderr
+    assert "notifier 0.1.0" in server.stderr
     assert (tmp_path / "data" / "appendonly.aof").exists() or (tmp_path / "data" / "appendonlydir").exists()
 
 
@@ -141,27 +165,16 @@ def test_redis_url_password_hidden_in_error():
 
 @pytest.mark.gen_test(timeout=60)
 async def test_two_workers_share_port_and_redis(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "notifier.py"), "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        env=notifier_environment(NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data")),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        await wait_until_healthy(port, process)
+    async with notifier_process(tmp_path, "--workers", "2") as server:
         http = AsyncHTTPClient()
-        base = f"http://127.0.0.1:{port}"
-        await http.fetch(f"{base}/subscriptions/{USER}/t", method="POST", body=b"")
-        sockets = [await websocket_connect(f"ws://127.0.0.1:{port}/notifications/{USER}") for _ in range(4)]
+        await http.fetch(f"{server.base_url}/subscriptions/{USER}/t", method="POST", body=b"")
+        sockets = [await websocket_connect(f"{server.ws_url}/notifications/{USER}") for _ in range(4)]
         for connection in sockets:
             json.loads(await connection.read_message())
         published = []
         for n in range(6):
             response = await http.fetch(
-                f"{base}/events", method="POST", body=json.dumps({"event_type": "t", "event_name": f"e{n}"})
+                f"{server.base_url}/events", method="POST", body=json.dumps({"event_type": "t", "event_name": f"e{n}"})
             )
             published.append(json.loads(response.body)["id"])
         received = [
@@ -170,45 +183,28 @@ async def test_two_workers_share_port_and_redis(tmp_path):
         ]
         for connection in sockets:
             connection.close()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+        exit_code = await server.terminate()
 
     assert all(ids == published for ids in received)
-    assert process.returncode == 0
-    worker_pids = {line.split("[")[1].split("]")[0] for line in stderr.splitlines() if "listening on" in line}
+    assert exit_code == 0
+    worker_pids = {line.split("[")[1].split("]")[0] for line in server.stderr.splitlines() if "listening on" in line}
     assert len(worker_pids) == 2
-    assert "started 2 workers" in stderr
+    assert "started 2 workers" in server.stderr
 
 
 @pytest.mark.gen_test(timeout=60)
 async def test_uvloop_event_loop_serves(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "notifier.py"), "--port", str(port)],
-        cwd=tmp_path,
-        env=notifier_environment(
-            NOTIFIER_REDIS_DATA_DIR=str(tmp_path / "data"), NOTIFIER_SERVER_EVENT_LOOP="uvloop"
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        await wait_until_healthy(port, process)
+    async with notifier_process(tmp_path, NOTIFIER_SERVER_EVENT_LOOP="uvloop") as server:
         http = AsyncHTTPClient()
-        base = f"http://127.0.0.1:{port}"
-        await http.fetch(f"{base}/subscriptions/{USER}/t", method="POST", body=b"")
-        connection = await websocket_connect(f"ws://127.0.0.1:{port}/notifications/{USER}")
+        await http.fetch(f"{server.base_url}/subscriptions/{USER}/t", method="POST", body=b"")
+        connection = await websocket_connect(f"{server.ws_url}/notifications/{USER}")
         json.loads(await connection.read_message())
         body = json.dumps({"event_type": "t", "event_name": "x"})
-        response = await http.fetch(f"{base}/events", method="POST", body=body)
+        response = await http.fetch(f"{server.base_url}/events", method="POST", body=body)
         frame = json.loads(await asyncio.wait_for(connection.read_message(), 5))
         connection.close()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.to_thread(process.communicate, timeout=20)
+        exit_code = await server.terminate()
 
     assert frame["event"] == json.loads(response.body)
-    assert process.returncode == 0
-    assert "event loop uvloop" in stderr
+    assert exit_code == 0
+    assert "event loop uvloop" in server.stderr
