@@ -123,6 +123,9 @@ class Hub:
         self.sessions_by_user: dict[str, list[Session]] = {}
         self._pubsub: PubSub | None = None
         self._confirmations: dict[bytes, collections.deque[asyncio.Future[None]]] = {}
+        # Event types whose SUBSCRIBE is sent but not yet confirmed, so a second
+        # socket routed to the same type waits for the same confirmation.
+        self._channels_in_flight: dict[str, asyncio.Future[None]] = {}
         self._recovery_buffer: list[tuple[str, int, bytes]] | None = None
         # Highest event id dispatched; None until the first connection reads it from Redis.
         self._watermark: int | None = None
@@ -403,7 +406,9 @@ class Hub:
                 self._unroute(session, event_type)
 
     async def _route(self, session: Session, event_types: list[str]) -> None:
+        """Route the types to the session; return once Redis has confirmed each type's channel."""
         new_channels = []
+        in_flight = []
         for event_type in event_types:
             if event_type in session.event_types:
                 continue
@@ -411,9 +416,14 @@ class Hub:
             sessions = self.routes.setdefault(event_type, set())
             if not sessions:
                 new_channels.append(event_type)
+            elif event_type in self._channels_in_flight:
+                # Another socket's SUBSCRIBE for this type is not confirmed yet.
+                in_flight.append(self._channels_in_flight[event_type])
             sessions.add(session)
         if new_channels:
             await self._subscribe_channels(new_channels)
+        if in_flight:
+            await asyncio.gather(*(asyncio.shield(future) for future in in_flight))
 
     def _unroute(self, session: Session, event_type: str) -> None:
         session.event_types = tuple(t for t in session.event_types if t != event_type)
@@ -438,11 +448,19 @@ class Hub:
             return
         channels = [self._keys.channel(event_type) for event_type in event_types]
         waiters = [self._expect_confirmation(channel.encode()) for channel in channels]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for event_type in event_types:
+            self._channels_in_flight[event_type] = done
         try:
             await pubsub.subscribe(*channels)
             await asyncio.wait_for(asyncio.gather(*waiters), CONFIRMATION_TIMEOUT)
         except UNAVAILABLE_ERRORS + (asyncio.TimeoutError,) as error:
             log.warning("subscribing %d channels not confirmed, relying on catch-up: %s", len(channels), error)
+        finally:
+            done.set_result(None)
+            for event_type in event_types:
+                if self._channels_in_flight.get(event_type) is done:
+                    del self._channels_in_flight[event_type]
 
     async def _unsubscribe_channel(self, event_type: str) -> None:
         pubsub = self._pubsub
