@@ -84,7 +84,8 @@ class JsonErrorMixin(tornado.web.RequestHandler):
         self.set_status(error.status)
         self.clear_header("Content-Type")
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": {"code": error.code, "message": error.message}}))
+        body = {"error": {"code": error.code, "message": error.message}}
+        self.finish(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
     def log_exception(
         self,

@@ -24,7 +24,8 @@ UNEXPECTED_MESSAGE_FRAME = json.dumps(
             "code": "unexpected_message",
             "message": "this socket only sends notifications; use the REST API to subscribe or publish",
         },
-    }
+    },
+    separators=(",", ":"),
 ).encode()
 
 

@@ -528,7 +528,9 @@ def welcome_frame(user_uuid: str, event_types: tuple[str, ...], last_event_id: i
 
 
 def gap_frame(after: int, oldest_available: int | None) -> bytes:
-    return json.dumps({"type": "gap", "after": after, "oldest_available": oldest_available}).encode()
+    return json.dumps(
+        {"type": "gap", "after": after, "oldest_available": oldest_available}, separators=(",", ":")
+    ).encode()
 
 
 __all__ = ["Hub", "Session", "Socket", "StoredEvent", "CLOSE_TRY_AGAIN_LATER"]
