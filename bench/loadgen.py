@@ -10,9 +10,9 @@ cost little CPU per frame. A worker takes commands over a multiprocessing pipe:
 - close: close every socket.
 
 Each socket checks that it gets every published event of its types exactly
-once and in increasing id order: an id not above the last one seen is counted
-as out of order (duplicates included), and after the wait the count and the sum
-of ids are compared with what was published.
+once and in increasing id order. An id not above the last one seen counts as
+out of order, duplicates included. After the wait, the count and the sum of ids
+are compared with what was published.
 """
 
 from __future__ import annotations

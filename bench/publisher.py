@@ -88,8 +88,8 @@ class Publisher:
     ) -> PublishLog:
         """Publish at `rate` events/s for `duration` s on a fixed schedule (open loop).
 
-        A send is late when `in_flight` requests are already waiting; it still
-        goes out, so a server that falls behind shows growing latency, and
+        A send is late when `in_flight` requests are already waiting. It still
+        goes out, so a server that falls behind shows growing latency.
         `late_sends` counts how often the schedule was not kept.
         """
         log = PublishLog()

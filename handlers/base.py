@@ -95,9 +95,7 @@ class JsonErrorMixin(tornado.web.RequestHandler):
     ) -> None:
         # A bad request is the client's fault, and the hub logs an outage once.
         # Only an unexpected exception is a bug worth a traceback.
-        if isinstance(value, (ApiError, ServiceError, tornado.web.HTTPError)):
-            log.debug("%s: %s", self._request_summary(), value)
-        elif isinstance(value, StorageUnavailable):
+        if isinstance(value, (ApiError, ServiceError, tornado.web.HTTPError, StorageUnavailable)):
             log.debug("%s: %s", self._request_summary(), value)
         else:
             super().log_exception(typ, value, tb)

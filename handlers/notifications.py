@@ -174,10 +174,6 @@ class NotificationSocket(JsonErrorMixin, tornado.websocket.WebSocketHandler):
         self._detach()
         self.close(code, reason)
 
-    def is_closing(self) -> bool:
-        connection = self.ws_connection
-        return connection is None or connection.is_closing()
-
     def send_ping(self) -> None:
         try:
             self.ping(b"")

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 
 from services.errors import InvalidInput
-from services.hub import format_timestamp, retention_cutoff
+from services.timestamps import format_timestamp, retention_cutoff
 from services.validation import NewEvent
 from storage.events import EventStore, StoredEvent
 from storage.subscriptions import SubscriptionStore

@@ -21,9 +21,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from services.control_message import ControlMessage
+from services.timestamps import retention_cutoff
 from storage.control import ControlChannel
 from storage.errors import UNAVAILABLE_ERRORS, StorageUnavailable
-from storage.events import EventStore, ReplaySource, StoredEvent
+from storage.events import EventStore, ReplaySource
 from storage.keys import Keys
 from storage.subscriptions import SubscriptionStore
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 CONFIRMATION_TIMEOUT = 2.0
 RECONNECT_DELAY_MIN = 0.1
 RECONNECT_DELAY_MAX = 5.0
-# Seconds between sweeps that detach sockets Tornado is closing. Tornado waits
-# up to 5 s for a dead peer's close frame before it reports the socket closed,
-# so without the sweep the hub would route to it that much longer.
-SWEEP_INTERVAL = 1.0
 
 # Close codes sent to sockets (RFC 6455 section 7.4.1): 1001 going away,
 # 1012 service restart, 1013 try again later.
@@ -57,9 +54,6 @@ class Socket(Protocol):
     def close_socket(self, code: int, reason: str) -> None:
         """Close the socket with a WebSocket close code and reason."""
 
-    def is_closing(self) -> bool:
-        """Return whether the socket is closed or closing, for example after a ping timed out."""
-
 
 class Session:
     """One open socket's place in the hub: its user, event types and delivery position."""
@@ -69,7 +63,7 @@ class Session:
     def __init__(self, socket: Socket, user_uuid: str) -> None:
         self.socket = socket
         self.user_uuid = user_uuid
-        # A tuple, not a set: it holds a few types, and at 10,000 sockets the
+        # A tuple, not a set: it contains a few types, and at 10,000 sockets the
         # 170 bytes a small set costs more show in memory per idle socket.
         self.event_types: tuple[str, ...] = ()
         self.last_id = 0
@@ -150,7 +144,6 @@ class Hub:
     async def start(self, timeout: float = 10.0) -> None:
         """Start the reconnect loop and wait until the PubSub connection is ready."""
         self._run_task = asyncio.create_task(self._run(), name="hub")
-        self._spawn(self._sweep_closing_sockets())
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     async def stop(self) -> None:
@@ -314,13 +307,13 @@ class Hub:
     def _announce_gaps(self, watermark: int, source: ReplaySource) -> None:
         """Tell live sockets of each type that retention removed events the hub missed while away."""
         oldest = source.events[0].id if source.events else None
-        told: set[Session] = set()
+        notified: set[Session] = set()
         for event_type, trimmed_id in source.trimmed_ids.items():
             if trimmed_id <= watermark:
                 continue
             for session in self.routes.get(event_type, ()):
-                if session.pending is None and session not in told:
-                    told.add(session)
+                if session.pending is None and session not in notified:
+                    notified.add(session)
                     session.socket.send_frame(gap_frame(session.last_id, oldest))
 
     # Sockets
@@ -381,14 +374,6 @@ class Hub:
                 del self.sessions_by_user[session.user_uuid]
         for event_type in list(session.event_types):
             self._unroute(session, event_type)
-
-    async def _sweep_closing_sockets(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
-            for sessions in list(self.sessions_by_user.values()):
-                for session in list(sessions):
-                    if session.socket.is_closing():
-                        self.detach(session)
 
     def close_all(self, code: int, reason: str) -> None:
         for sessions in list(self.sessions_by_user.values()):
@@ -508,18 +493,6 @@ class Hub:
         task.add_done_callback(self._background.discard)
 
 
-def retention_cutoff(max_age_seconds: int, now: float | None = None) -> str:
-    """Return the created_at of the oldest event still within the maximum age."""
-    return format_timestamp((time.time() if now is None else now) - max_age_seconds)
-
-
-def format_timestamp(seconds: float) -> str:
-    """Format a Unix time as YYYY-MM-DDTHH:MM:SS.mmmZ, a fixed-width form that sorts as text."""
-    milliseconds = int(seconds * 1000)
-    whole = time.gmtime(milliseconds // 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", whole) + f".{milliseconds % 1000:03d}Z"
-
-
 def welcome_frame(user_uuid: str, event_types: tuple[str, ...], last_event_id: int) -> bytes:
     return json.dumps(
         {"type": "welcome", "user_uuid": user_uuid, "event_types": sorted(event_types), "last_event_id": last_event_id},
@@ -532,5 +505,3 @@ def gap_frame(after: int, oldest_available: int | None) -> bytes:
         {"type": "gap", "after": after, "oldest_available": oldest_available}, separators=(",", ":")
     ).encode()
 
-
-__all__ = ["Hub", "Session", "Socket", "StoredEvent", "CLOSE_TRY_AGAIN_LATER"]

@@ -78,7 +78,7 @@ class NotifierProcess:
 
 @contextlib.asynccontextmanager
 async def notifier_process(tmp_path: Path, *arguments: str, **environment: str) -> AsyncIterator[NotifierProcess]:
-    """Start notifier as a process, wait until /healthz answers 200, and SIGTERM it afterwards."""
+    """Start notifier as a process, wait until /healthz returns 200, and SIGTERM it afterwards."""
     server = NotifierProcess(tmp_path, *arguments, **environment)
     try:
         await wait_until_healthy(server.port, server.process)

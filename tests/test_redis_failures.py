@@ -165,6 +165,6 @@ async def test_reconnect_backs_off_while_redis_away(private_redis, key_prefix):
         private_redis.start()
         await wait_until(lambda: _is_healthy(client), timeout=15)
 
-    # Delays double from 0.1 s, so four more attempts take at least 0.1 + 0.2 + 0.4 + 0.8 s
-    # minus the first delay already under way; a spinning loop would take milliseconds.
+    # Delays double from 0.1 s, so four more attempts take at least 0.2 + 0.4 + 0.8 s
+    # (the first delay may already be under way). A spinning loop would take milliseconds.
     assert elapsed >= 0.2 + 0.4 + 0.8

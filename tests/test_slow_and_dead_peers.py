@@ -95,8 +95,8 @@ async def test_dead_peer_removed_after_ping_timeout(redis_url, key_prefix):
         elapsed = asyncio.get_running_loop().time() - started
         silent.close()
 
-    # Interval plus timeout, plus one sweep of the hub.
-    assert elapsed < 0.5 + 0.5 + 1.0 + 0.5
+    # Interval plus timeout, plus a pinger tick (0.125 s here) and scheduling slack.
+    assert elapsed < 0.5 + 0.5 + 1.0
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -110,7 +110,7 @@ async def test_live_peer_answers_pings_and_stays(redis_url, key_prefix):
         handler = session.socket
         first_due = handler.next_ping_at
 
-        # Several pings sent and answered: the schedule moved on and no pong is outstanding.
+        # Several pings went out and their pongs came back, so none is outstanding.
         await wait_until(lambda: handler.next_ping_at > first_due + 0.3, timeout=5, message="no pings sent")
         await wait_until(lambda: handler.ping_sent_at is None, timeout=2, message="pong not received")
         published = await client.publish("t", "still here")
